@@ -1,0 +1,105 @@
+"""`fer validate` on good and bad input: exit code, one line per broken rule, raw file untouched."""
+
+import gzip
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+
+from fer_pipeline.cli import main
+
+
+def replace_field(line: str, column: int, value: str) -> str:
+    emotion, pixels, usage = line.split(",")
+    fields = [emotion, pixels, usage]
+    fields[column] = value
+    return ",".join(fields)
+
+
+def validate(path, capsys) -> tuple[int, str]:
+    code = main(["validate", "--csv", str(path)])
+    captured = capsys.readouterr()
+    return code, captured.out + captured.err
+
+
+def digest(path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_valid_sample_passes(write_csv, sample_lines, capsys):
+    code, output = validate(write_csv(sample_lines[:50]), capsys)
+
+    assert code == 0
+    assert "valid, 49 rows" in output
+
+
+def test_shipped_sample_passes(capsys):
+    code, output = validate("data/sample/fer2013-sample.csv.gz", capsys)
+
+    assert code == 0
+    assert "valid" in output
+
+
+def bad_cases(lines: list[str]) -> dict[str, tuple[object, list[str]]]:
+    """Each bad input: the file content and the phrases its error must contain."""
+    header, first, second = lines[0], lines[1], lines[2]
+    pixels = first.split(",")[1].split(" ")
+    return {
+        "empty file": (b"", ["is empty"]),
+        "header only": ([header], ["at least one data row"]),
+        "missing column": (["emotion,pixels", *[line.rsplit(",", 1)[0] for line in (first, second)]], ["columns are exactly", "missing ['Usage']"]),
+        "2303 pixels": ([header, first, replace_field(second, 1, " ".join(pixels[:-1]))], ["exactly 2,304 values", "1 row(s)", "lines 3", "2,303 values"]),
+        "pixel 256": ([header, first, replace_field(second, 1, " ".join(["256", *pixels[1:]]))], ["integers 0-255", "lines 3", "value 1 is 256"]),
+        "token 12a": ([header, replace_field(first, 1, " ".join(["12a", *pixels[1:]])), second], ["integers 0-255", "lines 2", "'12a'"]),
+        "emotion 7": ([header, first, replace_field(second, 0, "7")], ["emotion is an integer 0-6", "lines 3", "['7']"]),
+        "usage Validation": ([header, replace_field(first, 2, "Validation"), second], ["Usage is one of", "lines 2", "['Validation']"]),
+        "null emotion": ([header, first, replace_field(second, 0, "")], ["emotion is not empty", "lines 3"]),
+        "six fields": ([header, first, second + ",1,2,3"], ["Expected 3 fields in line 3, saw 6"]),
+        "gzip named csv": (gzip.compress(("\n".join([header, first]) + "\n").encode()), ["gzip-compressed", "gunzip"]),
+        "non utf-8 byte": ("\n".join([header, first, second.replace("Training", "Tr\xe9ining").replace("PublicTest", "Publ\xe9cTest").replace("PrivateTest", "Priv\xe9teTest")]).encode("latin-1"), ["line 3", "not valid UTF-8"]),
+    }
+
+
+CASES = list(bad_cases(["emotion,pixels,Usage", "0," + " ".join(["1"] * 2304) + ",Training", "1," + " ".join(["2"] * 2304) + ",Training"]))
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_bad_input_rejected(case, write_csv, sample_lines, capsys):
+    content, phrases = bad_cases(sample_lines[:3])[case]
+    path = write_csv(content)
+    before = digest(path)
+
+    code, output = validate(path, capsys)
+
+    assert code != 0
+    for phrase in phrases:
+        assert phrase in output, f"{phrase!r} missing from:\n{output}"
+    assert "Traceback" not in output
+    assert digest(path) == before
+
+
+def test_several_rules_reported_once_each(write_csv, sample_lines, capsys):
+    lines = [sample_lines[0]] + [replace_field(line, 0, "9") for line in sample_lines[1:4]]
+    lines.append(replace_field(sample_lines[4], 2, "publictest"))
+
+    code, output = validate(write_csv(lines), capsys)
+
+    assert code == 1
+    assert "2 rule(s) broken" in output
+    assert "emotion is an integer 0-6: 3 row(s) fail, first on lines 2, 3, 4" in output
+    assert "Usage is one of Training, PublicTest, PrivateTest: 1 row(s) fail, first on lines 5" in output
+
+
+def test_pipeline_validate_writes_report(tmp_path, monkeypatch, sample_lines, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "data" / "raw").mkdir(parents=True)
+    (tmp_path / "data" / "raw" / "fer2013.csv").write_text("\n".join(sample_lines[:40]) + "\n")
+    (tmp_path / "params.yaml").write_text((Path(__file__).parents[1] / "params.yaml").read_text())
+
+    assert main(["validate"]) == 0
+
+    report = json.loads((tmp_path / "reports" / "validation.json").read_text())
+    assert report["success"] is True
+    assert report["rows"] == 39
+    assert sum(report["rows_per_split"].values()) == 39
