@@ -9,6 +9,7 @@ hash DVC records for it). Run it with `fer prepare`.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -62,6 +63,14 @@ def load_split(prepared_dir: str | Path, split: str) -> tuple[np.ndarray, np.nda
         images = arrays["images"].astype(np.float32) / 255.0
         labels = one_hot(arrays["labels"])
     return images, labels
+
+
+def load_summary(prepared_dir: str | Path) -> dict[str, Any]:
+    """Read `summary.json` of the prepared data."""
+    path = Path(prepared_dir) / SUMMARY_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found; run `fer prepare` (or `dvc repro prepare`) first")
+    return json.loads(path.read_text(encoding="utf-8"))
 
 
 def load_labels(prepared_dir: str | Path, split: str) -> np.ndarray:

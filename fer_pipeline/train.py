@@ -8,7 +8,6 @@ In: `data/prepared/` (train and val splits). Out: `models/model.keras`,
 from __future__ import annotations
 
 import csv
-import json
 import logging
 import os
 import sys
@@ -25,7 +24,7 @@ from fer_pipeline.files import atomic_path, remove_on_failure
 from fer_pipeline.model import build_model, compile_model
 from fer_pipeline.params import Params
 from fer_pipeline.plots import plot_learning_curves
-from fer_pipeline.prepare import SUMMARY_FILE, load_split
+from fer_pipeline.prepare import load_split, load_summary
 from fer_pipeline.reports import LEARNING_CURVE_CSV, LEARNING_CURVE_PNG
 
 log = logging.getLogger(__name__)
@@ -47,7 +46,7 @@ def run_train(params: Params, root: str | Path = ".") -> dict[str, Any]:
     """Train the model on train, validate on val each epoch, log everything to MLflow."""
     experiment_id = tracking.configure(params.mlflow.experiment, root)
     prepared_dir = Path(params.paths.prepared_dir)
-    summary = json.loads((prepared_dir / SUMMARY_FILE).read_text(encoding="utf-8"))
+    summary = load_summary(prepared_dir)
 
     train_images, train_labels = load_split(prepared_dir, "train")
     val_images, val_labels = load_split(prepared_dir, "val")
