@@ -7,6 +7,15 @@ BIN := $(CURDIR)/$(VENV)/bin
 INSTALLED := $(VENV)/.installed
 export PATH := $(BIN):$(PATH)
 
+# Telemetry of the tools in the environment stays off; .venv/bin/activate sets the same.
+export MLFLOW_DISABLE_TELEMETRY := true
+export DO_NOT_TRACK := 1
+export DVC_NO_ANALYTICS := 1
+export GX_ANALYTICS_ENABLED := false
+export PREFECT_SERVER_ANALYTICS_ENABLED := false
+TELEMETRY_OFF := MLFLOW_DISABLE_TELEMETRY=true DO_NOT_TRACK=1 DVC_NO_ANALYTICS=1 \
+	GX_ANALYTICS_ENABLED=false PREFECT_SERVER_ANALYTICS_ENABLED=false
+
 .PHONY: env run test bench lock clean
 
 env: $(INSTALLED)
@@ -15,6 +24,7 @@ $(INSTALLED): requirements.lock pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --require-hashes --no-deps -r requirements.lock
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps -e .
+	grep -q DVC_NO_ANALYTICS $(BIN)/activate || echo 'export $(TELEMETRY_OFF)' >> $(BIN)/activate
 	touch $(INSTALLED)
 
 # The raw CSV comes from the DVC remote when it holds it, else from the shipped sample.

@@ -106,7 +106,7 @@ print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
 
 
 def make_full_project() -> Path:
-    """A temporary project with the full CSV imported and prepared, outside DVC."""
+    """Create a temporary project with the full CSV imported, validated and prepared."""
     project = Path(tempfile.mkdtemp(prefix="fer-bench-"))
     (project / "params.yaml").write_text((PROJECT_ROOT / "params.yaml").read_text())
     environment = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "MLFLOW_TRACKING_URI": f"sqlite:///{project / 'mlflow.db'}"}

@@ -87,7 +87,7 @@ def run_train(params: Params, root: str | Path = ".") -> dict[str, Any]:
 
 
 def describe_device() -> str:
-    """Name the device TensorFlow trains on: the first GPU if it sees one, else the CPU."""
+    """Describe the device TensorFlow trains on: its first visible GPU, else the CPU."""
     gpus = tf.config.list_physical_devices("GPU")
     if gpus:
         return f"GPU ({len(gpus)} visible: {', '.join(gpu.name for gpu in gpus)})"
