@@ -31,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         datefmt="%H:%M:%S",
     )
-    # great-expectations logs its own set-up at INFO on every run.
+    # great-expectations logs its own import and set-up at INFO.
     logging.getLogger("great_expectations").setLevel(logging.WARNING)
 
     from fer_pipeline.raw_data import RawDataError

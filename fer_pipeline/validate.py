@@ -52,12 +52,16 @@ class ValidatorError(RuntimeError):
 
 @dataclass
 class RuleFailure:
+    """One broken rule; `count` is None for rules on the whole file rather than on rows."""
+
     rule: str
-    count: int
+    count: int | None
     lines: list[int] = field(default_factory=list)
     detail: str = ""
 
     def message(self) -> str:
+        if self.count is None:
+            return f"{self.rule}: {self.detail}"
         text = f"{self.rule}: {self.count:,} row(s) fail"
         if self.lines:
             text += f", first on lines {', '.join(map(str, self.lines))}"
@@ -83,7 +87,7 @@ def run_validate(params: Params, csv_path: str | Path | None = None, write_repor
     try:
         frame = raw_data.read_raw_csv(path)
     except raw_data.RawDataError as error:
-        raise DataValidationError(path, [RuleFailure("file is a readable FER-format CSV", 1, detail=str(error))]) from None
+        raise DataValidationError(path, [RuleFailure("file is a readable FER-format CSV", None, detail=str(error))]) from None
 
     report = validate_frame(frame, path, max_rows=params.validate.max_rows_reported)
 
@@ -98,6 +102,7 @@ def validate_frame(frame: pd.DataFrame, path: str | Path, max_rows: int = 5) -> 
     """Run the suite on a frame from `raw_data.read_raw_csv`; raise on any broken rule."""
     import great_expectations as gx
 
+    _quiet_great_expectations_logs()
     context = gx.get_context(mode="ephemeral")
     _disable_progress_bars(context)
     batch = context.data_sources.add_pandas("fer").add_dataframe_asset("raw_csv")
@@ -213,10 +218,10 @@ def _to_failure(expectation_result: Any, frame: pd.DataFrame) -> RuleFailure:
         found = outcome.get("observed_value", list(frame.columns))
         missing = [column for column in expected if column not in found]
         extra = [column for column in found if column not in expected]
-        return RuleFailure(rule, 1, detail=f"missing {missing}, unexpected {extra}, found {found}")
+        return RuleFailure(rule, None, detail=f"missing {missing}, unexpected {extra}, found {found}")
 
     if config.type == "expect_table_row_count_to_be_between":
-        return RuleFailure(rule, 0, detail="the file has a header but no data rows")
+        return RuleFailure(rule, None, detail="the file has a header but no data rows")
 
     indexes = outcome.get("partial_unexpected_index_list") or []
     values = outcome.get("partial_unexpected_list") or []
@@ -248,6 +253,13 @@ def _raise_on_exception(expectation_result: Any) -> None:
                 f"great-expectations could not evaluate {config.type} on "
                 f"{config.kwargs.get('column', 'the table')}: {entry.get('exception_message')}"
             )
+
+
+def _quiet_great_expectations_logs() -> None:
+    # Its INFO lines about its own set-up bury the stage's log.
+    for name in list(logging.root.manager.loggerDict):
+        if name.startswith("great_expectations"):
+            logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def _disable_progress_bars(context: Any) -> None:
