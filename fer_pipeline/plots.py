@@ -10,6 +10,7 @@ matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
 import numpy as np  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from fer_pipeline.files import atomic_path  # noqa: E402
 from fer_pipeline.labels import EMOTIONS  # noqa: E402
@@ -24,6 +25,7 @@ def plot_learning_curves(history: dict[str, list[float]], path: str | Path) -> N
         axis.plot(epochs, history[metric], marker="o", label="train")
         if f"val_{metric}" in history:
             axis.plot(epochs, history[f"val_{metric}"], marker="o", label="val")
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
         axis.set_xlabel("epoch")
         axis.set_ylabel(metric)
         axis.set_title(metric)

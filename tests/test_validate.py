@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import SAMPLE_CSV
 from fer_pipeline.cli import main
 
 
@@ -35,7 +36,7 @@ def test_valid_sample_passes(write_csv, sample_lines, capsys):
 
 
 def test_shipped_sample_passes(capsys):
-    code, output = validate("data/sample/fer2013-sample.csv.gz", capsys)
+    code, output = validate(SAMPLE_CSV, capsys)
 
     assert code == 0
     assert "valid" in output
