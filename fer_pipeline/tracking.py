@@ -35,6 +35,8 @@ def tracking_uri(root: str | Path = ".") -> str:
 def configure(experiment_name: str, root: str | Path = ".") -> str:
     """Point MLflow at the tracking store and make sure the experiment exists; return its id."""
     uri = tracking_uri(root)
+    # Read before set_tracking_uri, which exports MLFLOW_TRACKING_URI itself.
+    local_store = "MLFLOW_TRACKING_URI" not in os.environ
     mlflow.set_tracking_uri(uri)
 
     experiment = mlflow.get_experiment_by_name(experiment_name)
@@ -44,7 +46,7 @@ def configure(experiment_name: str, root: str | Path = ".") -> str:
     # With the default local store, artifacts go under the project too. A
     # tracking server chooses its own artifact store.
     artifact_location = None
-    if "MLFLOW_TRACKING_URI" not in os.environ:
+    if local_store:
         artifact_location = (Path(root) / DEFAULT_ARTIFACT_DIR).resolve().as_uri()
     experiment_id = mlflow.create_experiment(experiment_name, artifact_location=artifact_location)
     log.info("created MLflow experiment %r (id %s) in %s", experiment_name, experiment_id, uri)

@@ -115,8 +115,11 @@ def test_mlflow_run_tags_and_dataset(client, run_id, project):
     assert dataset_inputs[0].dataset.name == "fer2013.csv"
 
 
-def test_mlflow_artifacts_logged(client, run_id):
+def test_mlflow_artifacts_logged(client, run_id, project):
     paths = {item.path for folder in ("plots", "evaluation") for item in client.list_artifacts(run_id, folder)}
+
+    # With the default local store, artifacts live in the project's mlartifacts/.
+    assert client.get_run(run_id).info.artifact_uri.startswith((project / "mlartifacts").resolve().as_uri())
 
     assert "plots/learning_curve.png" in paths
     assert "plots/confusion_matrix_test.png" in paths
