@@ -38,6 +38,9 @@ def main(argv: list[str] | None = None) -> int:
     from fer_pipeline.validate import DataValidationError
 
     try:
+        if arguments.command == "validate" and arguments.csv:
+            # A standalone check of any CSV needs no project around it.
+            return _validate_csv(arguments)
         params = load_params(arguments.params, arguments.overrides)
         return arguments.handler(arguments, params)
     except DataValidationError as error:
@@ -59,7 +62,11 @@ def _build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     validate = commands.add_parser("validate", help="check the raw CSV with the great-expectations suite")
-    validate.add_argument("--csv", type=Path, help="validate this FER-format CSV instead of paths.raw_csv (writes no report)")
+    validate.add_argument(
+        "--csv", type=Path,
+        help="validate this FER-format CSV instead of paths.raw_csv; needs no params.yaml and writes no report",
+    )
+    validate.add_argument("--max-rows", type=int, default=5, help="line numbers listed per broken rule with --csv (default: 5)")
     validate.set_defaults(handler=_validate)
 
     for stage in STAGES[1:]:
@@ -88,7 +95,15 @@ def _build_parser() -> argparse.ArgumentParser:
 def _validate(arguments: argparse.Namespace, params) -> int:
     from fer_pipeline.validate import run_validate
 
-    report = run_validate(params, csv_path=arguments.csv, write_report=arguments.csv is None)
+    report = run_validate(params)
+    print(f"{report.csv}: valid, {report.rows:,} rows, {report.rules_checked} rules checked")
+    return 0
+
+
+def _validate_csv(arguments: argparse.Namespace) -> int:
+    from fer_pipeline.validate import validate_csv
+
+    report = validate_csv(arguments.csv, max_rows=arguments.max_rows)
     print(f"{report.csv}: valid, {report.rows:,} rows, {report.rules_checked} rules checked")
     return 0
 

@@ -25,7 +25,7 @@ from fer_pipeline.model import build_model, compile_model
 from fer_pipeline.params import Params
 from fer_pipeline.plots import plot_learning_curves
 from fer_pipeline.prepare import load_split, load_summary
-from fer_pipeline.reports import LEARNING_CURVE_CSV, LEARNING_CURVE_PNG
+from fer_pipeline.reports import LEARNING_CURVE_CSV, LEARNING_CURVE_PNG, VALIDATION_FILE
 
 log = logging.getLogger(__name__)
 
@@ -129,6 +129,9 @@ def _log_run_inputs(params: Params, summary: dict[str, Any], device: str, root: 
     dataset = MetaDataset(source=source, name=raw_csv.name, digest=summary["raw_csv_md5"][:20])
     mlflow.log_input(dataset, context="training", tags={"rows": str(sum(split["rows"] for split in summary["splits"].values()))})
     mlflow.log_dict(summary, "data/prepare_summary.json")
+    validation_report = Path(params.paths.reports_dir) / VALIDATION_FILE
+    if validation_report.is_file():
+        mlflow.log_artifact(str(validation_report), artifact_path="data")
 
 
 def _log_model(model: keras.Model, example_images: Any) -> str:

@@ -78,24 +78,30 @@ class ValidationReport:
     rules_checked: int
     rows_per_split: dict[str, int]
     rows_per_class: dict[str, int]
+    # Data-quality findings (blank images, duplicates, leakage, conflicting
+    # labels, class gaps): warnings that do not fail the stage.
+    quality: dict[str, Any] = field(default_factory=dict)
 
 
-def run_validate(params: Params, csv_path: str | Path | None = None, write_report: bool = True) -> ValidationReport:
-    """Validate the raw CSV and write `reports/validation.json` when it passes."""
-    path = Path(csv_path or params.paths.raw_csv)
+def run_validate(params: Params) -> ValidationReport:
+    """Validate the raw CSV (`paths.raw_csv`) and write `reports/validation.json` when it passes."""
+    report = validate_csv(params.paths.raw_csv, max_rows=params.validate.max_rows_reported)
 
+    report_path = Path(params.paths.reports_dir) / VALIDATION_FILE
+    write_json_atomic(report_path, asdict(report))
+    log.info("wrote %s", report_path)
+    return report
+
+
+def validate_csv(path: str | Path, max_rows: int = 5) -> ValidationReport:
+    """Validate any FER-format CSV file; raise `DataValidationError` listing each broken rule."""
+    path = Path(path)
     try:
         frame = raw_data.read_raw_csv(path)
     except raw_data.RawDataError as error:
         raise DataValidationError(path, [RuleFailure("file is a readable FER-format CSV", None, detail=str(error))]) from None
 
-    report = validate_frame(frame, path, max_rows=params.validate.max_rows_reported)
-
-    if write_report:
-        report_path = Path(params.paths.reports_dir) / VALIDATION_FILE
-        write_json_atomic(report_path, asdict(report))
-        log.info("wrote %s", report_path)
-    return report
+    return validate_frame(frame, path, max_rows=max_rows)
 
 
 def validate_frame(frame: pd.DataFrame, path: str | Path, max_rows: int = 5) -> ValidationReport:
@@ -127,9 +133,35 @@ def validate_frame(frame: pd.DataFrame, path: str | Path, max_rows: int = 5) -> 
         rules_checked=len(build_table_suite().expectations) + len(column_suite.expectations),
         rows_per_split={split: int((frame["Usage"] == usage).sum()) for usage, split in USAGE_TO_SPLIT.items()},
         rows_per_class={str(label): int(count) for label, count in frame["emotion"].value_counts().sort_index().items()},
+        quality=_quality_findings(frame, max_rows),
     )
     log.info("validation passed: %d rows, per split %s, per class %s", report.rows, report.rows_per_split, report.rows_per_class)
     return report
+
+
+def _quality_findings(frame: pd.DataFrame, max_rows: int) -> dict[str, Any]:
+    from fer_pipeline.quality import find_quality_issues
+
+    findings = find_quality_issues(
+        raw_data.parse_pixels(frame["pixels"]),
+        frame["emotion"].astype(int).to_numpy(),
+        frame["Usage"].map(USAGE_TO_SPLIT).to_numpy(),
+        max_rows=max_rows,
+    )
+
+    blank, duplicates = findings["blank_images"], findings["duplicates"]
+    if blank["count"]:
+        log.warning("data quality: %d blank images (pixel std < 1), per split %s, first on lines %s", blank["count"], blank["per_split"], blank["first_lines"])
+    if duplicates["groups"]:
+        log.warning(
+            "data quality: %d groups of identical images cover %d rows; %d groups span several splits "
+            "(leakage, first on lines %s), %d carry conflicting labels (first on lines %s)",
+            duplicates["groups"], duplicates["rows"], duplicates["cross_split_groups"], duplicates["first_cross_split_lines"],
+            duplicates["conflicting_label_groups"], duplicates["first_conflicting_lines"],
+        )
+    for split, emotions in findings["class_distribution"]["missing_classes"].items():
+        log.warning("data quality: split %s has no rows of %s", split, ", ".join(emotions))
+    return findings
 
 
 def build_table_suite() -> Any:

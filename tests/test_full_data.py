@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from fer_pipeline.labels import USAGE_TO_SPLIT
+from fer_pipeline.quality import find_quality_issues
 from fer_pipeline.raw_data import parse_pixels, read_raw_csv
 
 pytestmark = pytest.mark.full_data
@@ -39,3 +40,17 @@ def test_all_pixels_parse(frame):
 
     assert images.shape == (35887, 48, 48, 1)
     assert images.dtype == np.uint8
+
+
+def test_quality_findings_match_known_figures(frame):
+    images = parse_pixels(frame["pixels"])
+    splits = frame["Usage"].map(USAGE_TO_SPLIT).to_numpy()
+
+    findings = find_quality_issues(images, frame["emotion"].astype(int).to_numpy(), splits)
+
+    assert findings["blank_images"]["count"] == 12
+    assert findings["blank_images"]["per_split"] == {"train": 11, "val": 0, "test": 1}
+    assert findings["duplicates"]["groups"] == 1516
+    assert findings["duplicates"]["rows"] == 3369
+    assert findings["duplicates"]["cross_split_groups"] == 557
+    assert findings["duplicates"]["conflicting_label_groups"] == 57

@@ -35,6 +35,18 @@ def test_valid_sample_passes(write_csv, sample_lines, capsys):
     assert "valid, 49 rows" in output
 
 
+def test_csv_check_needs_no_project(tmp_path, monkeypatch, write_csv, sample_lines, capsys):
+    path = write_csv(sample_lines[:10])
+    monkeypatch.chdir(tmp_path)
+
+    code, output = validate(path, capsys)
+
+    assert not (tmp_path / "params.yaml").exists()
+    assert code == 0
+    assert "valid, 9 rows" in output
+    assert not (tmp_path / "reports").exists()
+
+
 def test_shipped_sample_passes(capsys):
     code, output = validate(SAMPLE_CSV, capsys)
 
@@ -104,3 +116,5 @@ def test_pipeline_validate_writes_report(tmp_path, monkeypatch, sample_lines, ca
     assert report["success"] is True
     assert report["rows"] == 39
     assert sum(report["rows_per_split"].values()) == 39
+    assert report["quality"]["blank_images"]["count"] == 0
+    assert set(report["quality"]["class_distribution"]["per_split"]) == {"train", "val", "test"}
