@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 
 SUITE_NAME = "fer2013_schema"
 
-# One value 0-255 written without leading zeros. The pattern holds no counted
+# One value 0-255 written without leading zeros. The pattern contains no counted
 # repetition above 1000: pandas 3 sends string columns to pyarrow's RE2, which
 # rejects such patterns, so the count of 2,304 values is a separate rule.
 PIXEL_VALUE = r"(?:25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])"
