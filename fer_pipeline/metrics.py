@@ -19,7 +19,7 @@ def confusion_matrix(labels: np.ndarray, predictions: np.ndarray) -> np.ndarray:
 
 
 def normalize_rows(matrix: np.ndarray) -> np.ndarray:
-    """Divide each row by its sum, so each row holds the recall spread of one true class."""
+    """Divide each row by its sum, so each row shows how one true class is spread over the predictions."""
     totals = matrix.sum(axis=1, keepdims=True)
     return np.divide(matrix, totals, out=np.zeros(matrix.shape, dtype=np.float64), where=totals > 0)
 
