@@ -122,7 +122,7 @@ def _data_import(arguments: argparse.Namespace, params) -> int:
     from fer_pipeline.dataset import import_csv
 
     target = import_csv(arguments.source, params)
-    print(f"{target} now holds {arguments.source}; `dvc repro` trains on it. Commit {target}.dvc to keep this version.")
+    print(f"{target} now contains {arguments.source}; `dvc repro` trains on it. Commit {target}.dvc to keep this version.")
     return 0
 
 
@@ -130,7 +130,7 @@ def _data_use_sample(arguments: argparse.Namespace, params) -> int:
     from fer_pipeline.dataset import SAMPLE_CSV, import_csv
 
     target = import_csv(SAMPLE_CSV, params)
-    print(f"{target} now holds the shipped sample ({SAMPLE_CSV}); `dvc repro` trains on it.")
+    print(f"{target} now contains the shipped sample ({SAMPLE_CSV}); `dvc repro` trains on it.")
     return 0
 
 

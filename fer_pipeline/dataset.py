@@ -61,7 +61,7 @@ def dvc_add(path: Path) -> None:
     result = subprocess.run(command, capture_output=True, text=True)
     if result.returncode != 0:
         raise RuntimeError(f"`dvc add {path}` failed with exit code {result.returncode}:\n{result.stderr.strip()}")
-    log.info("%s is tracked by DVC; commit %s.dvc to record this version", path, path)
+    log.info("%s is tracked by DVC in %s.dvc; commit that file if `git status` shows it changed", path, path)
 
 
 def draw_sample(frame: pd.DataFrame, rows_per_split: dict[str, int], min_per_class: int, seed: int) -> pd.DataFrame:
