@@ -24,7 +24,7 @@ from fer_pipeline.labels import EMOTIONS
 from fer_pipeline.metrics import split_metrics
 from fer_pipeline.params import Params
 from fer_pipeline.plots import plot_confusion_matrix
-from fer_pipeline.prepare import load_labels, load_split
+from fer_pipeline.prepare import load_split
 from fer_pipeline.reports import CONFUSION_FILE, METRICS_FILE, PREDICTIONS_FILE, confusion_png
 from fer_pipeline.train import MODEL_FILE
 
@@ -41,8 +41,8 @@ def run_evaluate(params: Params, root: str | Path = ".") -> dict[str, Any]:
     results = {}
     predictions = {}
     for split in params.evaluate.splits:
-        images, _ = load_split(params.paths.prepared_dir, split)
-        labels = load_labels(params.paths.prepared_dir, split)
+        images, one_hot_labels = load_split(params.paths.prepared_dir, split)
+        labels = one_hot_labels.argmax(axis=1)
         probabilities = model.predict(images, batch_size=params.evaluate.batch_size, verbose=0)
         results[split] = split_metrics(labels, probabilities)
         predictions[split] = (labels, probabilities.argmax(axis=1))

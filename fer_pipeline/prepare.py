@@ -73,12 +73,6 @@ def load_summary(prepared_dir: str | Path) -> dict[str, Any]:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
-def load_labels(prepared_dir: str | Path, split: str) -> np.ndarray:
-    """Load the integer labels of one split, shape (n,)."""
-    with np.load(Path(prepared_dir) / f"{split}.npz") as arrays:
-        return arrays["labels"].astype(np.int64)
-
-
 def one_hot(labels: np.ndarray) -> np.ndarray:
     """Encode integer labels 0-6 as float32 rows of length 7, whatever labels occur."""
     if labels.size and (labels.min() < 0 or labels.max() >= NUM_CLASSES):

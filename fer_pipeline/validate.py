@@ -115,7 +115,8 @@ def validate_frame(frame: pd.DataFrame, path: str | Path, max_rows: int = 5) -> 
     batch_definition = batch.add_batch_definition_whole_dataframe("whole_file")
 
     # The column rules need the columns, so the table rules run first.
-    failures = _run_suite(context, batch_definition, frame, build_table_suite(), max_rows)
+    table_suite = build_table_suite()
+    failures = _run_suite(context, batch_definition, frame, table_suite, max_rows)
     if failures:
         raise DataValidationError(path, failures)
 
@@ -130,7 +131,7 @@ def validate_frame(frame: pd.DataFrame, path: str | Path, max_rows: int = 5) -> 
         csv=str(path),
         success=True,
         rows=len(frame),
-        rules_checked=len(build_table_suite().expectations) + len(column_suite.expectations),
+        rules_checked=len(table_suite.expectations) + len(column_suite.expectations),
         rows_per_split={split: int((frame["Usage"] == usage).sum()) for usage, split in USAGE_TO_SPLIT.items()},
         rows_per_class={str(label): int(count) for label, count in frame["emotion"].value_counts().sort_index().items()},
         quality=_quality_findings(frame, max_rows),
