@@ -3,7 +3,8 @@
 In: the raw CSV (`paths.raw_csv`), already validated. Out: `data/prepared/`
 with `train.npz`, `val.npz`, `test.npz` (uint8 images of shape (n, 48, 48, 1)
 and integer labels) and `summary.json` (counts and the CSV's MD5, which is the
-hash DVC records for it). Run it with `fer prepare`.
+hash DVC records for it), and `reports/prepare.json` (DVC metrics: rows per
+split and the rows each `prepare.drop_*` policy dropped). Run it with `fer prepare`.
 """
 
 from __future__ import annotations
@@ -17,9 +18,11 @@ from typing import Any
 import numpy as np
 
 from fer_pipeline import raw_data
-from fer_pipeline.files import atomic_directory, write_json_atomic
+from fer_pipeline.files import atomic_directory, remove_on_failure, write_json_atomic
 from fer_pipeline.labels import EMOTIONS, NUM_CLASSES, SPLITS, USAGE_TO_SPLIT
-from fer_pipeline.params import Params
+from fer_pipeline.params import Params, PrepareParams
+from fer_pipeline.quality import quality_masks
+from fer_pipeline.reports import PREPARE_FILE
 
 log = logging.getLogger(__name__)
 
@@ -35,8 +38,12 @@ def run_prepare(params: Params) -> dict[str, Any]:
     labels = frame["emotion"].astype(int).to_numpy(dtype=np.uint8)
     splits = frame["Usage"].map(USAGE_TO_SPLIT).to_numpy()
 
-    summary: dict[str, Any] = {"raw_csv": str(csv_path), "raw_csv_md5": file_md5(csv_path), "splits": {}}
-    with atomic_directory(params.paths.prepared_dir) as output_dir:
+    keep, dropped = rows_to_keep(images, labels, splits, params.prepare)
+    images, labels, splits = images[keep], labels[keep], splits[keep]
+
+    summary: dict[str, Any] = {"raw_csv": str(csv_path), "raw_csv_md5": file_md5(csv_path), "dropped": dropped, "splits": {}}
+    reports_dir = Path(params.paths.reports_dir)
+    with remove_on_failure([reports_dir / PREPARE_FILE]), atomic_directory(params.paths.prepared_dir) as output_dir:
         for split in SPLITS:
             selected = splits == split
             split_images, split_labels = images[selected], labels[selected]
@@ -47,7 +54,34 @@ def run_prepare(params: Params) -> dict[str, Any]:
             log.info("split %s: images %s, per class %s", split, split_images.shape, counts)
 
         write_json_atomic(output_dir / SUMMARY_FILE, summary)
+        write_json_atomic(reports_dir / PREPARE_FILE, {"dropped": dropped, "rows": {split: summary["splits"][split]["rows"] for split in SPLITS}})
     return summary
+
+
+def rows_to_keep(images: np.ndarray, labels: np.ndarray, splits: np.ndarray, policies: PrepareParams) -> tuple[np.ndarray, dict[str, int]]:
+    """Apply the `prepare.drop_*` data-quality policies; return the rows to keep and the count each policy drops.
+
+    A row matched by several policies counts once per policy; `total_rows` counts it once.
+    """
+    keep = np.ones(len(images), dtype=bool)
+    dropped = {"blank_images": 0, "cross_split_duplicates": 0, "conflicting_labels": 0, "total_rows": 0}
+    if not (policies.drop_blank_images or policies.drop_cross_split_duplicates or policies.drop_conflicting_labels):
+        return keep, dropped
+
+    masks = quality_masks(images, labels, splits)
+    selected = {
+        "blank_images": masks.blank if policies.drop_blank_images else None,
+        # Only the train copies go: val and test stay as published.
+        "cross_split_duplicates": masks.cross_split & (splits == "train") if policies.drop_cross_split_duplicates else None,
+        "conflicting_labels": masks.conflicting if policies.drop_conflicting_labels else None,
+    }
+    for policy, rows in selected.items():
+        if rows is not None:
+            dropped[policy] = int(rows.sum())
+            keep &= ~rows
+    dropped["total_rows"] = int((~keep).sum())
+    log.info("data-quality policies dropped %s", dropped)
+    return keep, dropped
 
 
 def load_split(prepared_dir: str | Path, split: str) -> tuple[np.ndarray, np.ndarray]:

@@ -6,6 +6,7 @@ import pytest
 from fer_pipeline.labels import USAGE_TO_SPLIT
 from fer_pipeline.quality import find_quality_issues
 from fer_pipeline.raw_data import parse_pixels, read_raw_csv
+from fer_pipeline.validate import validate_csv
 
 pytestmark = pytest.mark.full_data
 
@@ -54,3 +55,16 @@ def test_quality_findings_match_known_figures(frame):
     assert findings["duplicates"]["rows"] == 3369
     assert findings["duplicates"]["cross_split_groups"] == 557
     assert findings["duplicates"]["conflicting_label_groups"] == 57
+
+
+def test_validation_report_on_full_data(full_csv):
+    report = validate_csv(full_csv)
+
+    assert report.rows == 35887
+    assert all(rule["success"] for rule in report.rules.values())
+    assert not any(warning.startswith("split ") for warning in report.warnings)
+    assert report.quality["blank_images"]["count"] == 12
+    assert report.quality["duplicates"]["groups"] == 1516
+    assert report.quality["duplicates"]["rows"] == 3369
+    assert report.quality["duplicates"]["cross_split_groups"] == 557
+    assert report.quality["duplicates"]["conflicting_label_groups"] == 57

@@ -46,16 +46,19 @@ def test_duplicate_with_other_label_conflicts():
     assert duplicates["first_conflicting_lines"] == [3, 6]
 
 
-def test_split_without_disgust_reported():
-    images = make_images(3)
-    labels = np.array([1, 0, 2])
-    splits = np.array(["train", "val", "test"])
+def test_duplicates_within_a_split_counted_apart_from_leakage():
+    images = make_images(6)
+    images[1] = images[0]
+    images[5] = images[4]
+    splits = np.array(["train", "train", "val", "test", "train", "val"])
 
-    missing = find_quality_issues(images, labels, splits)["class_distribution"]["missing_classes"]
+    duplicates = find_quality_issues(images, np.zeros(6, dtype=int), splits)["duplicates"]
 
-    assert "disgust" not in missing["train"]
-    assert "disgust" in missing["val"]
-    assert "disgust" in missing["test"]
+    assert duplicates["groups"] == 2
+    assert duplicates["within_split_groups"] == 1
+    assert duplicates["cross_split_groups"] == 1
+    assert duplicates["example_groups"]["within_split"] == [[2, 3]]
+    assert duplicates["example_groups"]["cross_split"] == [[6, 7]]
 
 
 def test_clean_data_has_no_findings():

@@ -1,5 +1,6 @@
 """Each stage run out of order fails with a message that names the missing input and the fix."""
 
+import json
 from pathlib import Path
 
 import pytest
@@ -79,3 +80,31 @@ def test_remove_on_failure_deletes_outputs(tmp_path):
             raise RuntimeError("training diverged")
 
     assert not written.exists()
+
+
+def test_prepare_drop_policies(empty_project, sample_lines):
+    raw = empty_project / "data" / "raw"
+    raw.mkdir(parents=True)
+    header, rows = sample_lines[0], sample_lines[1:40]
+    blank = ",".join([rows[0].split(",")[0], " ".join(["128"] * 2304), "Training"])
+    leaked_to_test = ",".join([rows[1].split(",")[0], rows[1].split(",")[1], "PublicTest"])
+    relabelled = ",".join([str((int(rows[2].split(",")[0]) + 1) % 7), rows[2].split(",")[1], rows[2].split(",")[2]])
+    (raw / "fer2013.csv").write_text("\n".join([header, *rows, blank, leaked_to_test, relabelled]) + "\n")
+
+    assert main(["prepare"]) == 0
+    kept_all = json.loads((empty_project / "reports" / "prepare.json").read_text())
+    assert kept_all["dropped"]["total_rows"] == 0
+
+    overrides = ["--set", "prepare.drop_blank_images=true", "--set", "prepare.drop_cross_split_duplicates=true", "--set", "prepare.drop_conflicting_labels=true"]
+    assert main([*overrides, "prepare"]) == 0
+
+    dropped = json.loads((empty_project / "reports" / "prepare.json").read_text())["dropped"]
+    assert dropped == {"blank_images": 1, "cross_split_duplicates": 1, "conflicting_labels": 2, "total_rows": 4}
+    summary = json.loads((empty_project / "data" / "prepared" / "summary.json").read_text())
+    assert sum(split["rows"] for split in summary["splits"].values()) == len(rows) + 3 - 4
+    assert summary["splits"]["test"]["rows"] == kept_all["rows"]["test"]
+
+
+def test_drop_policy_must_be_a_boolean(empty_project, capsys):
+    assert main(["--set", "prepare.drop_blank_images=yes please", "prepare"]) == 2
+    assert "prepare.drop_blank_images must be true or false" in capsys.readouterr().err
