@@ -16,7 +16,7 @@ export PREFECT_SERVER_ANALYTICS_ENABLED := false
 TELEMETRY_OFF := MLFLOW_DISABLE_TELEMETRY=true DO_NOT_TRACK=1 DVC_NO_ANALYTICS=1 \
 	GX_ANALYTICS_ENABLED=false PREFECT_SERVER_ANALYTICS_ENABLED=false
 
-.PHONY: env run test bench lock clean
+.PHONY: env run test bench serve lock clean
 
 env: $(INSTALLED)
 
@@ -38,6 +38,32 @@ test: $(INSTALLED)
 
 bench: $(INSTALLED)
 	python bench/run.py
+	python bench/serving.py
+
+# Serve the champion over HTTP (README, "Serving"). The scoring server starts
+# `uvicorn` from PATH, which the export above points at .venv/bin. A
+# MLFLOW_TRACKING_URI set in the environment wins over the project's store.
+SERVE_MODEL ?= models:/fer-emotion-cnn@champion
+SERVE_HOST ?= 127.0.0.1
+SERVE_PORT ?= 5001
+MLFLOW_TRACKING_URI ?= sqlite:///$(CURDIR)/mlflow.db
+
+serve: $(INSTALLED)
+	MLFLOW_TRACKING_URI='$(MLFLOW_TRACKING_URI)' KERAS_BACKEND=tensorflow \
+		mlflow models serve -m "$(SERVE_MODEL)" --env-manager local -h $(SERVE_HOST) -p $(SERVE_PORT)
+
+# A Prefect server on 127.0.0.1:$(PREFECT_PORT) and the runner of deployment
+# fer/train, in the background, with PREFECT_HOME and logs under .prefect/
+# (README, "Orchestration with Prefect").
+PREFECT_PORT ?= 4200
+
+.PHONY: orchestrator orchestrator-stop
+
+orchestrator: $(INSTALLED)
+	fer orchestrate start --port $(PREFECT_PORT)
+
+orchestrator-stop:
+	fer orchestrate stop
 
 # Re-resolve requirements.lock after changing dependencies in pyproject.toml.
 lock: $(INSTALLED)

@@ -1,4 +1,4 @@
-"""PNG plots of learning curves and confusion matrices (matplotlib, no display needed)."""
+"""PNG plots of learning curves, confusion matrices, per-class scores and robustness (matplotlib, no display needed)."""
 
 from __future__ import annotations
 
@@ -63,6 +63,67 @@ def plot_confusion_matrix(matrix: np.ndarray, title: str, path: str | Path) -> N
                 )
 
     figure.suptitle(title)
+    _save(figure, path)
+
+
+def plot_per_class_scores(results: dict[str, dict], path: str | Path) -> None:
+    """Plot precision and recall per class as paired bars, one panel per split."""
+    splits = list(results)
+    figure, axes = plt.subplots(1, len(splits), figsize=(5 * len(splits), 4), squeeze=False, sharey=True)
+    positions = np.arange(len(EMOTIONS))
+
+    for axis, split in zip(axes[0], splits):
+        per_class = results[split]["per_class"]
+        for offset, metric in ((-0.2, "precision"), (0.2, "recall")):
+            axis.bar(positions + offset, [per_class[emotion][metric] for emotion in EMOTIONS], width=0.4, label=metric)
+        axis.set_xticks(positions, EMOTIONS, rotation=45, ha="right")
+        axis.set_ylim(0, 1)
+        axis.set_title(f"{split} split")
+        axis.grid(axis="y", alpha=0.3)
+        axis.legend()
+
+    _save(figure, path)
+
+
+def plot_robustness(clean: dict, conditions: dict[str, dict], title: str, path: str | Path) -> None:
+    """Plot accuracy and macro-F1 per condition as horizontal bars against the clean split's values."""
+    names = list(conditions)
+    figure, axes = plt.subplots(1, 2, figsize=(12, 0.45 * len(names) + 1.8), sharey=True)
+    positions = np.arange(len(names))
+
+    for axis, metric in zip(axes, ("accuracy", "macro_f1")):
+        values = [conditions[name][metric] for name in names]
+        axis.barh(positions, values, color="tab:orange")
+        axis.axvline(clean[metric], color="tab:blue", linestyle="--", label=f"clean {clean[metric]:.3f}")
+        for position, name in zip(positions, names):
+            axis.text(conditions[name][metric] + 0.005, position, f"{-conditions[name][f'{metric}_drop']:+.3f}", va="center", fontsize=8)
+        axis.set_yticks(positions, names)
+        axis.set_xlim(0, 1)
+        axis.set_xlabel(f"{metric} (labels: change from clean)")
+        axis.grid(axis="x", alpha=0.3)
+        axis.legend(loc="lower right")
+
+    # The axes share y, so one inversion puts the first condition at the top of both.
+    axes[0].invert_yaxis()
+    figure.suptitle(title)
+    _save(figure, path)
+
+
+def plot_condition_examples(examples: dict[str, np.ndarray], path: str | Path) -> None:
+    """Show the same faces under each condition: one row per condition, images of shape (k, 48, 48, 1) in [0, 1]."""
+    names = list(examples)
+    columns = max(len(images) for images in examples.values())
+    figure, axes = plt.subplots(len(names), columns, figsize=(1.1 * columns + 1.4, 1.1 * len(names)), squeeze=False)
+
+    for row, name in enumerate(names):
+        for column, axis in enumerate(axes[row]):
+            axis.set_xticks([])
+            axis.set_yticks([])
+            if column < len(examples[name]):
+                # Nearest-neighbour scaling shows the real pixels, and the PNG compresses far better.
+                axis.imshow(examples[name][column, ..., 0], cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+        axes[row, 0].set_ylabel(name, rotation=0, ha="right", va="center", fontsize=9)
+
     _save(figure, path)
 
 

@@ -43,7 +43,9 @@ def run_register(params: Params, root: str | Path = ".") -> dict[str, Any]:
     )
     champion = _current_champion(client, name, alias)
     champion_accuracy = _version_accuracy(client, champion) if champion else None
-    promoted = champion_accuracy is None or val_accuracy > champion_accuracy
+    # The champion's accuracy comes from a tag rounded to 6 decimals: compare
+    # at that precision, so an equal model does not take the alias.
+    promoted = champion_accuracy is None or round(val_accuracy, 6) > champion_accuracy
     if promoted:
         client.set_registered_model_alias(name, alias, version.version)
         log.info("%s version %s is the new %s (val accuracy %.4f, previous %s)", name, version.version, alias, val_accuracy, champion_accuracy)

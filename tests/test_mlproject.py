@@ -12,8 +12,9 @@ from mlflow.tracking import MlflowClient
 
 from conftest import PROJECT_ROOT, make_project, run
 
-# MLproject parameter -> params.yaml key it overrides.
+# MLproject parameter -> params.yaml key it overrides (the preset is a top-level key).
 PARAMETER_KEYS = {
+    "preset": ("preset",),
     "epochs": ("train", "epochs"),
     "batch_size": ("train", "batch_size"),
     "learning_rate": ("train", "learning_rate"),
@@ -29,9 +30,10 @@ def test_mlproject_defaults_match_params():
     assert set(entry_points) == {"main", "validate", "prepare", "train", "evaluate", "register"}
     for entry in ("main", "train"):
         for name, spec in entry_points[entry]["parameters"].items():
-            section, key = PARAMETER_KEYS[name]
-            assert spec["default"] == params[section][key], f"{entry}.{name}"
-            assert f"--set {section}.{key}={{{name}}}" in entry_points[entry]["command"]
+            path = PARAMETER_KEYS[name]
+            default = params[path[0]] if len(path) == 1 else params[path[0]][path[1]]
+            assert spec["default"] == default, f"{entry}.{name}"
+            assert f"--set {'.'.join(path)}={{{name}}}" in entry_points[entry]["command"]
 
 
 @pytest.mark.slow

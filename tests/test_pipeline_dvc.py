@@ -60,7 +60,7 @@ def test_metrics_file_has_every_split(project):
 
 def test_reports_and_plots_written(project):
     reports = project / "reports"
-    for name in ["validation.json", "learning_curve.csv", "learning_curve.png", "confusion_matrices.json", "test_predictions.csv", "registry.json"]:
+    for name in ["validation.json", "validation.html", "data_docs/index.html", "prepare.json", "learning_curve.csv", "learning_curve.png", "confusion_matrices.json", "test_predictions.csv", "registry.json"]:
         assert (reports / name).is_file(), name
     for split in ("train", "val", "test"):
         assert (reports / f"confusion_matrix_{split}.png").read_bytes().startswith(b"\x89PNG")
@@ -97,6 +97,15 @@ def test_mlflow_run_params_and_history(client, run_id):
         assert [point.step for point in history] == list(range(1, EPOCHS + 1)), name
     for name in ("train/accuracy", "val/accuracy", "test/accuracy", "test/macro_f1", "test/per_class/disgust/recall"):
         assert name in run_data.metrics
+    assert run_data.metrics["prepare/dropped_total_rows"] == 0
+
+
+def test_mlflow_run_has_validation_reports(client, run_id):
+    logged = {artifact.path for artifact in client.list_artifacts(run_id, "data")}
+
+    assert {"data/validation.json", "data/validation.html", "data/prepare.json", "data/data_docs"} <= logged
+    docs = {artifact.path for artifact in client.list_artifacts(run_id, "data/data_docs")}
+    assert "data/data_docs/index.html" in docs
 
 
 def test_mlflow_run_tags_and_dataset(client, run_id, project):
