@@ -125,7 +125,7 @@ def _group_count(group: np.ndarray, mask: np.ndarray) -> int:
 
 
 def _example_groups(group: np.ndarray, mask: np.ndarray) -> list[list[int]]:
-    """Line numbers of the rows of the first few groups flagged by `mask`."""
+    """Return the line numbers of the rows of the first few groups flagged by `mask`."""
     examples = []
     for group_id in np.unique(group[mask])[:EXAMPLE_GROUPS]:
         examples.append(line_numbers(np.flatnonzero(group == group_id)))

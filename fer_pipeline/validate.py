@@ -110,7 +110,7 @@ class ValidationReport:
 
 @dataclass
 class ValidatedData:
-    """What the suite saw, kept for the HTML page's example images."""
+    """Images, labels and splits of a validated file, kept for the example images of the HTML page."""
 
     images: np.ndarray
     labels: np.ndarray
@@ -191,7 +191,7 @@ def validate_frame(
 
 
 def build_suite() -> Any:
-    """The FER-2013 suite as code: the source of `fer_pipeline/suites/fer2013.json`."""
+    """Build the FER-2013 suite in code: the source of `fer_pipeline/suites/fer2013.json`."""
     import great_expectations as gx
     import great_expectations.expectations as gxe
     from great_expectations.expectations.row_conditions import Column
@@ -270,7 +270,7 @@ def write_suite(path: str | Path = SUITE_FILE) -> Path:
 
 
 def suite_as_dict(suite: Any) -> dict[str, Any]:
-    """The suite's JSON form without the ids great-expectations assigns at run time."""
+    """Return the suite's JSON form without the ids great-expectations assigns at run time."""
     data = suite.to_json_dict()
     data.pop("id", None)
     for expectation in data["expectations"]:

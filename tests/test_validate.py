@@ -136,7 +136,8 @@ def test_pipeline_validate_writes_pages(tmp_path, monkeypatch, sample_lines):
     assert main(["validate"]) == 0
 
     page = (tmp_path / "reports" / "validation.html").read_text()
-    assert "http://" not in page and "https://" not in page
+    assert "http://" not in page
+    assert "https://" not in page
     assert page.count("data:image/png;base64,") >= 3
     report = json.loads((tmp_path / "reports" / "validation.json").read_text())
     assert f"line {report['quality']['blank_images']['first_lines'][0]}" in page
@@ -177,7 +178,8 @@ def test_quality_findings_are_warnings_with_lines(write_csv, sample_lines, capsy
     code, output = validate(write_csv([header, zero, second, third, leaked]), capsys)
 
     assert code == 0
-    assert "1 blank images (pixel std < 1)" in output and "first on lines [2]" in output
+    assert "1 blank images (pixel std < 1)" in output
+    assert "first on lines [2]" in output
     assert "1 duplicate groups span more than one split (leakage), first on lines [3, 5]" in output
 
 
