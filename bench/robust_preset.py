@@ -2,10 +2,10 @@
 
     python bench/robust_preset.py [--train-images N]     (default: 4,096)
 
-- augment: seconds per epoch (the fastest of epochs 2 to 4) of the reference model on the first N train
-  images, fed as augmented batches (`augment.enabled`, the robust preset's
-  ranges) against plain in-memory arrays (the paper preset), plus the
-  augmentation alone with no training.
+- augment: seconds per epoch of the reference model on the first N train
+  images (the fastest of epochs 2 to 4). Augmented batches (`augment.enabled`,
+  the robust preset's ranges) run against plain in-memory arrays (the paper
+  preset). The augmentation alone, with no training, is timed as well.
 - robustness: seconds to score the test split under every robustness
   condition of params.yaml against scoring it once, clean; with and without
   flip averaging (`evaluate.tta_flip`).

@@ -147,9 +147,9 @@ def _registered_version(name: str, alias: str | None, version: str | None) -> An
             return client.get_model_version_by_alias(name, alias)
         return client.get_model_version(name, version)
     except MlflowException as error:
-        wanted = f"alias {alias!r}" if alias else f"version {version}"
+        requested = f"alias {alias!r}" if alias else f"version {version}"
         raise ValueError(
-            f"registered model {name!r} has no {wanted} in {tracking.tracking_uri()}: {error.message}; "
+            f"registered model {name!r} has no {requested} in {tracking.tracking_uri()}: {error.message}; "
             "list versions in the MLflow UI or run `fer register` first"
         ) from None
 

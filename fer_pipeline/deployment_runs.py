@@ -153,7 +153,7 @@ def _watch(client: Any, flow_run_id: UUID, root: str | Path, url: str, timeout: 
                 raise OrchestratorUnavailable(f"cancelled flow run {flow_run.name}: {error}") from None
 
         # NOTE: a runner that dies while the run is Pending or Running goes unnoticed
-        # here; the run keeps its state and --watch waits until the timeout.
+        # here. The run keeps its state, so --watch waits until the timeout.
         if time.monotonic() > deadline:
             output(f"flow run {flow_run.name} is still {state.name} after {timeout:.0f} s; it goes on without this command")
             return state.name

@@ -36,9 +36,9 @@ def resolve_preset(raw: dict[str, Any]) -> dict[str, Any]:
         if section not in resolved or not isinstance(resolved[section], dict) or key not in resolved[section]:
             raise ValueError(f"presets.{name} sets {section}.{key}, which is not a param in params.yaml")
         current = resolved[section][key]
-        # NOTE: a value set explicitly to the paper default looks like the
-        # default, so the preset replaces it. To turn a preset's value back,
-        # set it in the table instead: presets.robust.augment.enabled=false.
+        # NOTE: a value set explicitly to the paper default cannot be told
+        # apart from the default, so the preset replaces it. To turn a preset's
+        # value off, change the table: presets.robust.augment.enabled=false.
         if current == reference[section][key]:
             resolved[section][key] = value
             applied[f"{section}.{key}"] = value

@@ -3,7 +3,7 @@
 The conditions and their parameters come from the `robustness` section of
 params.yaml: low light, glasses, head roll and yaw, low resolution. The
 `corruptions` module documents each parameter. For each condition the result
-holds accuracy and macro-F1 and their drop from the clean split, so
+contains accuracy and macro-F1 and their drop from the clean split, so
 `evaluate` logs metrics such as `test/robust/low_light_1/accuracy_drop`.
 """
 

@@ -1,6 +1,6 @@
 """`reports/validation.html`: the validation findings on one self-contained page.
 
-Data Docs load their CSS and scripts from CDNs; this page has no external asset
+Data Docs load their CSS and scripts from CDNs. This page has no external asset
 (images are inlined as data URIs), so it opens offline and as an MLflow artifact.
 It shows the rules, the warnings, the data-quality counts and a few example
 images of each finding: blank images, a duplicate pair, a leak across splits and
@@ -9,7 +9,6 @@ a group with conflicting labels.
 
 from __future__ import annotations
 
-import base64
 import html
 import io
 from pathlib import Path
@@ -21,6 +20,7 @@ from PIL import Image
 from fer_pipeline.files import atomic_path
 from fer_pipeline.labels import EMOTIONS, SPLITS
 from fer_pipeline.raw_data import FIRST_DATA_LINE
+from fer_pipeline.report import png_data_uri
 
 # Example images are drawn at 2x so a 48x48 face is readable.
 EXAMPLE_SCALE = 2
@@ -146,4 +146,4 @@ def image_data_uri(image: np.ndarray, scale: int = EXAMPLE_SCALE) -> str:
     picture = Image.fromarray(pixels).resize((pixels.shape[1] * scale, pixels.shape[0] * scale), Image.NEAREST)
     buffer = io.BytesIO()
     picture.save(buffer, format="PNG")
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+    return png_data_uri(buffer.getvalue())

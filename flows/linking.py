@@ -1,7 +1,7 @@
 """Links between a Prefect flow run and the MLflow run its `train` task created.
 
 The MLflow run gets tags with the Prefect flow run's id, name, deployment and
-UI address; the flow run gets a link artifact that opens the MLflow run. The
+UI address. The flow run gets a link artifact that opens the MLflow run. The
 run id comes from `models/run.json`, which `train` writes for the stages after it.
 """
 

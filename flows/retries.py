@@ -1,6 +1,6 @@
 """Retry policy for the tasks that talk to MLflow: retry transient failures only.
 
-An unreachable tracking server, a timeout or a server that answers "try again
+An unreachable tracking server, a timeout or a server that responds "try again
 later" can pass; a bad CSV, a missing file or a wrong param cannot, so those
 fail the task at once with the stage's own message. The MLflow client already
 retries single HTTP requests (MLFLOW_HTTP_REQUEST_MAX_RETRIES); these task

@@ -46,7 +46,7 @@ def test_duplicate_with_other_label_conflicts():
     assert duplicates["first_conflicting_lines"] == [3, 6]
 
 
-def test_duplicates_within_a_split_counted_apart_from_leakage():
+def test_within_split_duplicates_counted_apart():
     images = make_images(6)
     images[1] = images[0]
     images[5] = images[4]

@@ -105,6 +105,6 @@ def test_prepare_drop_policies(empty_project, sample_lines):
     assert summary["splits"]["test"]["rows"] == kept_all["rows"]["test"]
 
 
-def test_drop_policy_must_be_a_boolean(empty_project, capsys):
+def test_drop_policy_needs_boolean(empty_project, capsys):
     assert main(["--set", "prepare.drop_blank_images=yes please", "prepare"]) == 2
     assert "prepare.drop_blank_images must be true or false" in capsys.readouterr().err

@@ -158,7 +158,7 @@ def test_failed_validation_leaves_no_reports(tmp_path, monkeypatch, sample_lines
     assert not list((tmp_path / "reports").iterdir())
 
 
-def test_split_sizes_and_missing_class_are_warnings(write_csv, sample_lines, capsys):
+def test_split_size_and_class_warnings(write_csv, sample_lines, capsys):
     header, rows = sample_lines[0], sample_lines[1:]
     without_test_disgust = [line for line in rows if not (line.startswith("1,") and line.endswith(",PublicTest"))]
 
@@ -170,7 +170,7 @@ def test_split_sizes_and_missing_class_are_warnings(write_csv, sample_lines, cap
     assert "split val has no rows" not in output
 
 
-def test_quality_findings_are_warnings_with_lines(write_csv, sample_lines, capsys):
+def test_quality_warnings_name_lines(write_csv, sample_lines, capsys):
     header, first, second, third = sample_lines[:4]
     zero = replace_field(first, 1, " ".join(["0"] * 2304))
     leaked = replace_field(second, 2, "PublicTest")
@@ -183,7 +183,7 @@ def test_quality_findings_are_warnings_with_lines(write_csv, sample_lines, capsy
     assert "1 duplicate groups span more than one split (leakage), first on lines [3, 5]" in output
 
 
-def test_saved_suite_matches_code_and_keeps_regex(tmp_path):
+def test_saved_suite_keeps_regex(tmp_path):
     saved = validate_module.load_suite()
     regexes = [expectation.regex for expectation in saved.expectations if expectation.expectation_type == "expect_column_values_to_match_regex"]
 
@@ -194,7 +194,7 @@ def test_saved_suite_matches_code_and_keeps_regex(tmp_path):
     assert rewritten.read_text() == validate_module.SUITE_FILE.read_text()
 
 
-def test_expectation_that_cannot_run_is_a_validator_error(tmp_path, write_csv, sample_lines):
+def test_unrunnable_expectation_is_validator_error(tmp_path, write_csv, sample_lines):
     suite = json.loads(validate_module.SUITE_FILE.read_text())
     for expectation in suite["expectations"]:
         if expectation["type"] == "expect_column_values_to_match_regex":
